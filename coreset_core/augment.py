@@ -35,7 +35,9 @@ class ViewAugmentation:
     grayscale_p: float = 0.2
 
 
-def to_float(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def to_float(
+    images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
     """Convert uint8 images (B, C, H, W) to normalised float32."""
     x = images.float().div_(255.0)
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
@@ -96,8 +98,13 @@ def random_resized_crop_and_flip(
 
     # Box area and aspect ratio, as in torchvision's RandomResizedCrop.
     area = _uniform(b, *recipe.crop_scale, generator, device)
-    log_ratio = _uniform(b, math.log(recipe.crop_ratio[0]), math.log(recipe.crop_ratio[1]),
-                         generator, device)
+    log_ratio = _uniform(
+        b,
+        math.log(recipe.crop_ratio[0]),
+        math.log(recipe.crop_ratio[1]),
+        generator,
+        device,
+    )
     ratio = torch.exp(log_ratio)
     box_w = torch.sqrt(area * ratio).clamp(max=1.0)
     box_h = torch.sqrt(area / ratio).clamp(max=1.0)
@@ -114,8 +121,9 @@ def random_resized_crop_and_flip(
     theta[:, 1, 1] = box_h
     theta[:, 1, 2] = cy
     grid = F.affine_grid(theta, [b, x.shape[1], h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
-                         align_corners=False)
+    return F.grid_sample(
+        x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
 
 
 def colour_jitter(
@@ -130,7 +138,9 @@ def colour_jitter(
     apply = (_rand(b, generator, device) < recipe.jitter_p).view(b, 1, 1, 1)
 
     def factor(strength: float) -> torch.Tensor:
-        return _uniform(b, 1 - strength, 1 + strength, generator, device).view(b, 1, 1, 1)
+        return _uniform(b, 1 - strength, 1 + strength, generator, device).view(
+            b, 1, 1, 1
+        )
 
     out = x * factor(recipe.brightness)
     mean = _luma(out).mean(dim=(2, 3), keepdim=True)
@@ -142,7 +152,9 @@ def colour_jitter(
     return torch.where(apply, out, x)
 
 
-def random_grayscale(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+def random_grayscale(
+    x: torch.Tensor, generator: torch.Generator, p: float
+) -> torch.Tensor:
     """Replace a random fraction p of the images by their luma on all three channels."""
     b = x.shape[0]
     apply = (_rand(b, generator, x.device) < p).view(b, 1, 1, 1)
@@ -163,9 +175,9 @@ def _rotate_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """
     angle = shift * 2 * math.pi
     cos, sin = torch.cos(angle), torch.sin(angle)
-    rgb_to_yiq = x.new_tensor([[0.299, 0.587, 0.114],
-                               [0.596, -0.274, -0.322],
-                               [0.211, -0.523, 0.312]])
+    rgb_to_yiq = x.new_tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
+    )
     yiq_to_rgb = torch.linalg.inv(rgb_to_yiq)
 
     # rotation: B x 3 x 3, turning the I and Q chroma axes.
@@ -190,4 +202,6 @@ def _uniform(
 def _randint(
     high: int, n: int, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
-    return torch.randint(high, (n,), generator=generator, device=generator.device).to(device)
+    return torch.randint(high, (n,), generator=generator, device=generator.device).to(
+        device
+    )

@@ -117,7 +117,7 @@ def build_backbone(name: str, in_channels: int = 3) -> ResNet:
 
 
 class ProjectionHead(nn.Module):
-    """The 2-layer MLP of SimCLR (Chen et al. 2020) that maps embeddings to projections."""
+    """SimCLR's 2-layer MLP (Chen et al. 2020): embeddings in, projections out."""
 
     def __init__(self, embedding_dim: int, projection_dim: int = 128) -> None:
         super().__init__()

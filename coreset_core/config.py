@@ -1,4 +1,4 @@
-"""The selection config: every choice a run makes, validated once, saved with the run."""
+"""The selection config: every choice of a run, validated once, saved with it."""
 
 from __future__ import annotations
 
@@ -49,14 +49,19 @@ class SelectionConfig:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise ValueError(
+                f"backbone must be one of {BACKBONES}, got {self.backbone!r}"
+            )
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ValueError(
+                f"precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ValueError(
-                f"batch_size must be at least 2 (views need negatives), got {self.batch_size}"
+                "batch_size must be at least 2 (views need negatives), "
+                f"got {self.batch_size}"
             )
         check_fraction(self.fraction)
         if self.temperature is not None and not self.temperature > 0:
@@ -82,7 +87,9 @@ class SelectionConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown selection settings: {', '.join(sorted(unknown))}")
+            raise ValueError(
+                f"unknown selection settings: {', '.join(sorted(unknown))}"
+            )
         return cls(**values)
 
 

@@ -20,7 +20,9 @@ from coreset_core.losses import info_nce, nt_xent
 class ContrastiveModel(nn.Module):
     """A backbone and projection head trained on pairs of views."""
 
-    def __init__(self, backbone: ResNet, projection_dim: int, temperature: float) -> None:
+    def __init__(
+        self, backbone: ResNet, projection_dim: int, temperature: float
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.projection_head = ProjectionHead(backbone.embedding_dim, projection_dim)
@@ -51,7 +53,7 @@ class SimCLR(ContrastiveModel):
 
 
 class MoCo(ContrastiveModel):
-    """MoCo v2 (Chen et al. 2020b): queries from the encoder, keys from its momentum copy.
+    """MoCo v2 (Chen et al. 2020b): queries from the encoder, keys from a momentum copy.
 
     momentum: 0.99, the MoCo CIFAR-10 setting (0.999 suits ImageNet's longer runs).
     queue_size: 4096 keys of earlier batches serve as negatives.
@@ -87,13 +89,17 @@ class MoCo(ContrastiveModel):
         """key_params = momentum * key_params + (1 - momentum) * query_params."""
         online = [*self.backbone.parameters(), *self.projection_head.parameters()]
         for key_param, query_param in zip(self.momentum_encoder.parameters(), online):
-            key_param.mul_(self.momentum).add_(query_param.detach(), alpha=1 - self.momentum)
+            key_param.mul_(self.momentum).add_(
+                query_param.detach(), alpha=1 - self.momentum
+            )
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest keys in the queue by this batch's keys (B, D)."""
         k = self.queue.shape[0]
-        slots = (self.queue_pointer + torch.arange(keys.shape[0], device=keys.device)) % k
+        slots = (
+            self.queue_pointer + torch.arange(keys.shape[0], device=keys.device)
+        ) % k
         self.queue[slots] = keys.to(self.queue.dtype)
         self.queue_pointer.copy_((self.queue_pointer + keys.shape[0]) % k)
 
