@@ -309,6 +309,9 @@ def _train(
     except Cancelled:
         runs.write_status(run_dir, "cancelled", epoch, config.epochs)
         raise
+    except KeyboardInterrupt:
+        runs.write_status(run_dir, "interrupted", epoch, config.epochs)
+        raise
     except BaseException as exc:
         runs.write_status(
             run_dir, "failed", epoch, config.epochs, f"{type(exc).__name__}: {exc}"
