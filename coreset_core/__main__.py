@@ -44,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.command(args))
-    except ValueError as exc:
-        # Bad input: a config value, a dataset, a fraction. Say what, exit 2.
+    except (ValueError, FileNotFoundError) as exc:
+        # Bad input: a config value, a dataset, a fraction, a run folder. Exit 2.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLoss as exc:
