@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SUBSETS = ("coreset", "random", "forgetting", "non-coreset", "full")
 CROSS_SUBSETS = ("coreset", "non-coreset")
 
+# seconds: the training alone; accuracy: on the test split.
 RESULT_COLUMNS = [
     "subset", "fraction", "seed", "size", "accuracy", "train_accuracy", "loss",
     "epochs", "seconds", "backbone", "selection_backbone", "schedule", "device",
@@ -146,9 +147,10 @@ class Training:
 class EvaluationEvent:
     """Progress of an evaluation: within its current training, and overall.
 
-    kind: "batch" or "epoch" (of the current training, with its metrics) or
-    "result" (a training finished; metrics hold its row). training counts from 1
-    up to trainings, the number planned in this call.
+    kind: "batch" (a step of the current training), "target_epoch" (one of its
+    epochs ended; metrics hold loss, train_accuracy, lr) or "result" (a training
+    finished; metrics hold its row). training counts from 1 up to trainings, the
+    number planned in this call; step and steps count within the training.
     """
 
     kind: str
@@ -159,9 +161,10 @@ class EvaluationEvent:
     steps: int
     metrics: dict[str, Any]
 
+    # A job's progress reads epoch, epochs, step and steps: here the trainings
+    # play the epochs, so progress is (training - 1 + step / steps) / trainings.
     @property
     def epoch(self) -> int:
-        """The current training as the 'epoch' of the whole job, for progress bars."""
         return self.training
 
     @property
@@ -332,7 +335,7 @@ class _Evaluation:
             if self.on_event is not None:
                 self.on_event(
                     EvaluationEvent(
-                        event.kind,
+                        "batch" if event.kind == "batch" else "target_epoch",
                         number,
                         len(self.plan),
                         training,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from coreset_core.datasets import ImageDataset
 from coreset_core.evaluation import (
     SUBSETS,
     EvaluationConfig,
@@ -19,6 +23,7 @@ from coreset_core.evaluation import (
     subset_indices,
     summarise,
 )
+from coreset_core.runs import Run
 from coreset_core.supervised import TargetConfig
 from coreset_core.training import Cancelled
 
@@ -26,9 +31,32 @@ from coreset_core.training import Cancelled
 TINY_TARGET = TargetConfig(backbone="resnet20", schedule="fast", epochs=1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread: on two shared cores, two threads mostly wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture()
-def run_dir(finished_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the shared finished run (300 real CIFAR-10 images)."""
+def run_dir(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A private copy of the shared finished run (300 real CIFAR-10 images).
+
+    Its test split is cut to 200 images, a fifth of each class: measuring
+    accuracy on all 1,000 would cost more than the one-epoch trainings.
+    """
+    load_pool = Run.load_pool
+
+    def small_test_split(run: Run) -> ImageDataset:
+        pool = load_pool(run)
+        assert pool.test is not None
+        return replace(pool, test=pool.test.subset(np.arange(0, 1000, 5)))
+
+    monkeypatch.setattr(Run, "load_pool", small_test_split)
     return Path(shutil.copytree(finished_run, tmp_path / finished_run.name))
 
 
@@ -129,7 +157,7 @@ def test_evaluation_on_a_tiny_real_run(run_dir: Path) -> None:
 
 
 def test_resume_after_a_stop_repeats_no_finished_training(run_dir: Path) -> None:
-    config = EvaluationConfig(subsets=("coreset", "random"), fractions=(0.3, 0.5),
+    config = EvaluationConfig(subsets=("coreset", "random"), fractions=(0.1, 0.2),
                               seeds=(0,), target=TINY_TARGET,
                               cross_test_fractions=())  # fmt: skip
     stop = threading.Event()
@@ -158,12 +186,17 @@ def test_resume_after_a_stop_repeats_no_finished_training(run_dir: Path) -> None
 
 
 def test_a_different_target_setting_needs_another_name(run_dir: Path) -> None:
-    config = EvaluationConfig(subsets=("coreset",), fractions=(0.3,), seeds=(0,),
-                              target=TINY_TARGET, cross_test_fractions=())  # fmt: skip
-    run_evaluation(run_dir, config)
-    other = EvaluationConfig(**{**config.__dict__,
-                                "target": TargetConfig(**{**TINY_TARGET.to_dict(),
-                                                          "lr": 0.05})})  # fmt: skip
+    # A stop set from the start: the folder is made, no training runs.
+    stop = threading.Event()
+    stop.set()
+    config = EvaluationConfig(target=TINY_TARGET)
+    with pytest.raises(Cancelled):
+        run_evaluation(run_dir, config, stop=stop)
+    lower_lr = replace(TINY_TARGET, lr=0.05)
+    other = replace(config, target=lower_lr)
     with pytest.raises(ValueError, match="another name"):
-        run_evaluation(run_dir, other, name=config.name)
-    assert run_evaluation(run_dir, other, name="lower-lr").name == "lower-lr"
+        run_evaluation(run_dir, other, name=config.name, stop=stop)
+    with pytest.raises(Cancelled):
+        run_evaluation(run_dir, other, name="lower-lr", stop=stop)
+    names = [evaluation.name for evaluation in list_evaluations(run_dir)]
+    assert names == ["lower-lr", config.name]
