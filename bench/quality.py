@@ -30,11 +30,17 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from coreset_core.config import SelectionConfig
-from coreset_core.evaluation import EvaluationConfig, run_evaluation, summarise
+from coreset_core.evaluation import (
+    EvaluationConfig,
+    run_evaluation,
+    subset_indices,
+    summarise,
+)
 from coreset_core.runs import Run
 from coreset_core.supervised import TargetConfig
 from coreset_core.training import resume_selection, run_selection
@@ -182,7 +188,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    tables = []
+    tables, balances = [], []
     for name in args.datasets:
         start = time.perf_counter()
         selection, evaluation = configs(args, DATASETS[name])
@@ -196,12 +202,37 @@ def main() -> None:
         )
         print(summary.to_string(index=False))
         tables.append(table(name, summary))
+        balances.append(balance(name, run_dir, evaluation))
 
     result = pd.concat(tables, ignore_index=True)
+    shares = pd.concat(balances, ignore_index=True)
     print("\nTest accuracy (%), mean ± std over seeds:\n")
     print(markdown(result))
+    print("\nClass balance of the subsets (share of the smallest and largest class):\n")
+    print(markdown(shares))
     if args.markdown is not None:
-        args.markdown.write_text(markdown(result) + "\n")
+        args.markdown.write_text(markdown(result) + "\n\n" + markdown(shares) + "\n")
+
+
+def balance(name: str, run_dir: Path, evaluation: EvaluationConfig) -> pd.DataFrame:
+    """How far each subset is from the pool's equal class shares."""
+    scores = Run(run_dir).scores().sort_values("index")
+    labels = scores["label"].to_numpy(dtype=int)
+    out = run_dir / "evaluations" / evaluation.name
+    counts = sum(np.load(out / f"forgetting_seed{s}.npy") for s in evaluation.seeds)
+    rows = []
+    for fraction in evaluation.fractions:
+        for subset in ("coreset", "forgetting", "random"):
+            kept = subset_indices(
+                subset, fraction, 0, scores["score"].to_numpy(), np.asarray(counts)
+            )
+            share = np.bincount(labels[kept], minlength=labels.max() + 1) / len(kept)
+            rows.append({
+                "dataset": name, "fraction": f"{fraction:.0%}", "subset": subset,
+                "smallest class": f"{100 * share.min():.1f}%",
+                "largest class": f"{100 * share.max():.1f}%",
+            })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def markdown(frame: pd.DataFrame) -> str:
