@@ -67,7 +67,8 @@ class EvaluationConfig:
 
     Fractions 30-70% and three seeds follow the paper's figures (Ju et al. 2022,
     section IV-B). cross_test_fractions: fractions at which to also train on the
-    coreset and test on the rest of the pool, and the reverse (empty for none).
+    coreset and test on the rest of the pool, and the reverse (empty for none);
+    there the non-coreset is that whole rest, the highest-scored N - size.
     never_learned: how forgetting counts treat examples never learned (see
     forgetting.forgetting_counts).
     """
@@ -205,7 +206,10 @@ def run_evaluation(
     except Cancelled:
         _write_status(out, "cancelled", None)
         raise
-    except BaseException as error:
+    except KeyboardInterrupt:
+        _write_status(out, "interrupted", None)
+        raise
+    except Exception as error:
         _write_status(out, "failed", f"{type(error).__name__}: {error}")
         raise
     _write_status(out, "finished", None)
