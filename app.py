@@ -1,6 +1,10 @@
 """Coreset studio: the frame around the pages (config, shared sidebar, navigation).
 
 Run with `streamlit run app.py`; runs go to $CORESET_RUNS_DIR, else ./runs.
+
+The pages live in views/, not pages/: a folder named pages/ next to the main
+script puts Streamlit into its older multipage mode until this script has run
+once, so a first visit straight to a page's URL would skip this frame.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import logging
 
 import streamlit as st
 
-from pages.state import manager, runs_dir
+from views.state import manager, runs_dir
 
 st.set_page_config(page_title="Coreset studio", layout="wide")
 
@@ -17,11 +21,11 @@ st.set_page_config(page_title="Coreset studio", layout="wide")
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 pages = [
-    st.Page("pages/data.py", title="Data", default=True),
-    st.Page("pages/select.py", title="Select"),
-    st.Page("pages/explore.py", title="Explore"),
-    st.Page("pages/compare.py", title="Compare"),
-    st.Page("pages/export.py", title="Export"),
+    st.Page("views/data.py", title="Data", default=True),
+    st.Page("views/select.py", title="Select"),
+    st.Page("views/explore.py", title="Explore"),
+    st.Page("views/compare.py", title="Compare"),
+    st.Page("views/export.py", title="Export"),
 ]
 page = st.navigation(pages)
 

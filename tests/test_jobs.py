@@ -18,7 +18,7 @@ import pytest
 from coreset_core.catalog import CATALOG_FILE, Catalog
 from coreset_core.config import SelectionConfig
 from coreset_core.jobs import JobManager, OnEvent
-from coreset_core.layout import LAYOUT_FILE, load_layout
+from coreset_core.layout import LAYOUT_FILE, load_layout, plot_sample
 from coreset_core.runs import Run
 from coreset_core.training import ProgressEvent
 from tests.conftest import ROOT
@@ -225,3 +225,11 @@ def test_layout_job_computes_once_and_goes_stale(
     stamp = (run_dir / LAYOUT_FILE).stat().st_mtime + 5
     os.utime(run_dir / "embeddings.npy", (stamp, stamp))
     assert load_layout(run_dir) is None
+
+
+def test_plot_sample_keeps_small_pools_whole_and_samples_large_ones() -> None:
+    assert np.array_equal(plot_sample(500, limit=1000), np.arange(500))
+    sample = plot_sample(50_000, limit=1000, seed=3)
+    assert len(sample) == 1000 and len(np.unique(sample)) == 1000
+    assert np.all(np.diff(sample) > 0) and sample.max() < 50_000
+    assert np.array_equal(sample, plot_sample(50_000, limit=1000, seed=3))

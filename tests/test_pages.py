@@ -45,7 +45,7 @@ def test_app_frame_shows_runs_folder_and_data_page(app_env: Path) -> None:
 
 
 def test_data_page_builtin_sample(app_env: Path) -> None:
-    at = page("pages/data.py").run()
+    at = page("views/data.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Examples"] == "5,000"
@@ -56,7 +56,7 @@ def test_data_page_builtin_sample(app_env: Path) -> None:
 
 
 def test_data_page_folder_and_a_bad_path(app_env: Path, cifar_folder: Path) -> None:
-    at = page("pages/data.py").run()
+    at = page("views/data.py").run()
     at.radio(key="data_kind").set_value("Image folder or archive").run()
     assert at.info  # asks for a path first
     at.text_input(key="data_path").set_value(str(cifar_folder)).run()
@@ -68,7 +68,7 @@ def test_data_page_folder_and_a_bad_path(app_env: Path, cifar_folder: Path) -> N
 
 
 def test_select_page_launches_a_run_and_charts_it(app_env: Path) -> None:
-    at = page("pages/select.py").run()
+    at = page("views/select.py").run()
     assert not at.exception
     at.number_input(key="select_epochs").set_value(2)
     at.number_input(key="select_batch").set_value(64)
@@ -85,8 +85,35 @@ def test_select_page_launches_a_run_and_charts_it(app_env: Path) -> None:
     assert "finished · epoch 2/2" in at.get("progress")[0].proto.text
 
 
+def test_select_page_cancels_and_resumes_a_run(app_env: Path) -> None:
+    at = page("views/select.py").run()
+    at.number_input(key="select_epochs").set_value(30)
+    at.number_input(key="select_batch").set_value(64)
+    at.number_input(key="select_pool").set_value(200)
+    at.selectbox(key="select_device").set_value("cpu")
+    next(b for b in at.button if b.label == "Launch").click().run()
+    id = at.session_state["select_job"]
+    catalog = Catalog(app_env.parent / CATALOG_FILE)
+    wait_for(lambda: catalog.get(id).epoch >= 1)  # type: ignore[union-attr]
+
+    # while it runs: progress with time left, and a cancel button
+    at.run()
+    text = at.get("progress")[0].proto.text
+    assert text.startswith("running · epoch") and "left" in text
+    at.button(key="select_cancel").click().run()
+    assert wait_for_job(app_env.parent, id) == "cancelled"
+
+    # a cancelled run resumes from its last finished epoch
+    at.run()
+    at.button(key="select_resume").click().run()
+    assert catalog.get(id).state in ("queued", "running")  # type: ignore[union-attr]
+    at.button(key="select_cancel").click().run()
+    assert wait_for_job(app_env.parent, id) == "cancelled"
+    assert not at.exception
+
+
 def test_select_page_rejects_a_bad_config(app_env: Path) -> None:
-    at = page("pages/select.py").run()
+    at = page("views/select.py").run()
     at.selectbox(key="select_device").set_value("cuda")
     next(b for b in at.button if b.label == "Launch").click().run()
     if importlib.util.find_spec("torch") and __import__("torch").cuda.is_available():
@@ -95,7 +122,7 @@ def test_select_page_rejects_a_bad_config(app_env: Path) -> None:
 
 
 def test_explore_page_computes_the_map_in_the_background(app_env: Path) -> None:
-    at = page("pages/explore.py").run()
+    at = page("views/explore.py").run()
     at.selectbox(key="explore_run").set_value(app_env.name).run()
     assert not at.exception
     assert "UMAP" in at.get("progress")[0].proto.text
@@ -114,7 +141,8 @@ def test_explore_page_computes_the_map_in_the_background(app_env: Path) -> None:
 
 
 def test_export_page_tables_and_downloads(app_env: Path) -> None:
-    at = page("pages/export.py").run()
+    at = page("views/export.py").run()
+    at.selectbox(key="export_run").set_value(app_env.name).run()
     assert not at.exception
     assert at.metric[0].value == "90 of 300"  # the run's fraction, 0.3
     labels = [button.label for button in at.download_button]
@@ -137,13 +165,14 @@ def test_compare_page_without_the_evaluation_module(
         return None if name == "coreset_core.evaluation" else real(name, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.util, "find_spec", hide)
-    at = page("pages/compare.py").run()
+    at = page("views/compare.py").run()
     assert not at.exception
     assert "Evaluation not available" in at.info[0].value
 
 
 def test_compare_page_runs_a_small_evaluation(app_env: Path) -> None:
-    at = page("pages/compare.py").run()
+    at = page("views/compare.py").run()
+    at.selectbox(key="compare_run").set_value(app_env.name).run()
     assert not at.exception
     at.multiselect(key="compare_subsets").set_value(["coreset", "random"])
     at.multiselect(key="compare_fractions").set_value([0.5])

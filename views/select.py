@@ -8,8 +8,8 @@ import streamlit as st
 from coreset_core.backbones import BACKBONES
 from coreset_core.config import METHODS, SelectionConfig
 from coreset_core.runs import Run
-from pages.charts import loss_figure, similarity_figure, trajectories_figure
-from pages.state import manager
+from views.charts import loss_figure, similarity_figure, trajectories_figure
+from views.state import manager
 
 POLL_S = 2.0
 DEVICES = ("auto", "cpu", "cuda")
@@ -66,7 +66,10 @@ if launched:
             seed=int(seed),
             device=device,
         )
-        st.session_state["select_job"] = jobs.submit_selection(config)
+        launched_id = jobs.submit_selection(config)
+        # watch the new run, whatever the run box showed before
+        st.session_state["select_job"] = launched_id
+        st.session_state["select_watch"] = launched_id
     except ValueError as exc:
         st.error(f"Cannot launch: {exc}")
 
@@ -106,7 +109,9 @@ def monitor(id: str, was_live: bool) -> None:
         text += f" · {_duration(status.eta_s)} left"
     st.progress(status.progress, text=text)
 
-    if status.live and st.button("Cancel", key="select_cancel"):
+    if status.live and not any(job.id == id for job in jobs.active()):
+        st.caption("This run belongs to another app process; cancel it there.")
+    elif status.live and st.button("Cancel", key="select_cancel"):
         jobs.cancel(id)
         st.rerun()
     if status.state in ("interrupted", "cancelled") and status.run_dir is not None:

@@ -11,9 +11,9 @@ import streamlit as st
 from coreset_core.datasets import ImageDataset
 from coreset_core.layout import PLOT_LIMIT, load_layout, plot_sample
 from coreset_core.runs import Run, selection_table
-from pages.charts import map_figure, trajectories_figure
-from pages.gallery import image_grid, to_display
-from pages.state import manager, pick_run
+from views.charts import map_figure, trajectories_figure
+from views.gallery import image_grid, to_display
+from views.state import manager, pick_run
 
 POLL_S = 2.0
 GALLERY = 16
@@ -79,7 +79,7 @@ else:
         st.caption(f"Showing a random {PLOT_LIMIT:,} of {len(layout):,} points.")
     hover = [f"{captions[i]} · {table['class'][i]}" for i in shown]
     figure = map_figure(layout[shown], shown, table[column].iloc[shown], hover)
-    event = st.plotly_chart(
+    event = st.container(key="explore_map_box").plotly_chart(
         figure, on_select="rerun", key="explore_map", selection_mode=("box", "lasso")
     )
     picked = [int(np.ravel(p["customdata"])[0]) for p in event.selection.points]

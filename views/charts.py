@@ -18,12 +18,19 @@ def _frame(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+def _epochs_axis(fig: go.Figure, epochs: int) -> go.Figure:
+    # whole epochs only, about ten ticks at most
+    fig.update_xaxes(tick0=1, dtick=max(1, epochs // 10))
+    return fig
+
+
 def loss_figure(metrics: pd.DataFrame) -> go.Figure:
     """The contrastive loss after each epoch."""
     fig = go.Figure(
         go.Scatter(x=metrics["epoch"], y=metrics["loss"], mode="lines+markers")
     )
-    return _frame(fig, "Loss per epoch", "epoch", "loss")
+    fig = _frame(fig, "Loss per epoch", "epoch", "loss")
+    return _epochs_axis(fig, len(metrics))
 
 
 def similarity_figure(metrics: pd.DataFrame) -> go.Figure:
@@ -36,6 +43,7 @@ def similarity_figure(metrics: pd.DataFrame) -> go.Figure:
             go.Scatter(
                 x=epoch,
                 y=metrics[f"similarity_{high}"],
+                mode="lines",
                 line=dict(width=0),
                 showlegend=False,
                 hoverinfo="skip",
@@ -45,6 +53,7 @@ def similarity_figure(metrics: pd.DataFrame) -> go.Figure:
             go.Scatter(
                 x=epoch,
                 y=metrics[f"similarity_{low}"],
+                mode="lines",
                 line=dict(width=0),
                 fill="tonexty",
                 fillcolor=BAND.format(alpha),
@@ -60,7 +69,8 @@ def similarity_figure(metrics: pd.DataFrame) -> go.Figure:
             name="median",
         )
     )
-    return _frame(fig, "Similarity per epoch", "epoch", "similarity")
+    fig = _frame(fig, "Similarity per epoch", "epoch", "similarity")
+    return _epochs_axis(fig, len(metrics))
 
 
 def trajectories_figure(
@@ -81,7 +91,8 @@ def trajectories_figure(
         fig.add_trace(
             go.Scatter(x=epochs, y=values[:, index], mode="lines+markers", name=name)
         )
-    return _frame(fig, "Similarity trajectories", "epoch", "similarity")
+    fig = _frame(fig, "Similarity trajectories", "epoch", "similarity")
+    return _epochs_axis(fig, len(similarity))
 
 
 def map_figure(
