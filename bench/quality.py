@@ -85,6 +85,11 @@ def parse_args() -> argparse.Namespace:
         help="also write the table here, as markdown",
     )
     parser.add_argument(
+        "--report",
+        action="store_true",
+        help="train nothing: print the tables from the results stored so far",
+    )
+    parser.add_argument(
         "--paper",
         action="store_true",
         help="the paper's full-size protocol (a GPU's work): whole "
@@ -139,17 +144,22 @@ def configs(
 
 def selection_run(config: SelectionConfig, out: Path) -> Path:
     """A finished run of this config: reused, resumed, or trained now."""
-    wanted = config.to_dict()
+    run = stored_run(config, out)
+    if run is None:
+        return run_selection(config, out)
+    if run.status()["state"] == "finished":
+        print(f"reusing selection run {run.path}")
+        return run.path
+    print(f"resuming selection run {run.path}")
+    return resume_selection(run.path)
+
+
+def stored_run(config: SelectionConfig, out: Path) -> Run | None:
+    """The run of this config stored under out, if there is one."""
     for path in sorted(out.glob("*/config.json")):
-        if json.loads(path.read_text())["config"] != wanted:
-            continue
-        run = Run(path.parent)
-        if run.status()["state"] == "finished":
-            print(f"reusing selection run {run.path}")
-            return run.path
-        print(f"resuming selection run {run.path}")
-        return resume_selection(run.path)
-    return run_selection(config, out)
+        if json.loads(path.read_text())["config"] == config.to_dict():
+            return Run(path.parent)
+    return None
 
 
 def table(name: str, summary: pd.DataFrame) -> pd.DataFrame:
@@ -161,6 +171,7 @@ def table(name: str, summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for fraction in sorted(f for f in summary["fraction"].unique() if f < 1):
         row: dict[str, str] = {"dataset": name, "fraction": f"{fraction:.0%}"}
+        row["seeds"] = str(cell.xs(fraction, level="fraction")["trainings"].min())
         for subset in ("coreset", "random", "forgetting"):
             if (subset, fraction) in cell.index:
                 mean, std = cell.loc[
@@ -192,14 +203,22 @@ def main() -> None:
     for name in args.datasets:
         start = time.perf_counter()
         selection, evaluation = configs(args, DATASETS[name])
-        run_dir = selection_run(selection, args.out / name)
-        selected = time.perf_counter()
-        out = run_evaluation(run_dir, evaluation)
+        if args.report:
+            run = stored_run(selection, args.out / name)
+            out = run.path / "evaluations" / evaluation.name if run else args.out
+            if run is None or not (out / "results.csv").exists():
+                print(f"{name}: no results stored yet")
+                continue
+            run_dir = run.path
+        else:
+            run_dir = selection_run(selection, args.out / name)
+            selected = time.perf_counter()
+            out = run_evaluation(run_dir, evaluation)
+            print(
+                f"\n{name}: selection {selected - start:.0f} s, "
+                f"evaluation {time.perf_counter() - selected:.0f} s, in {out}"
+            )
         summary = summarise(pd.read_csv(out / "results.csv"))
-        print(
-            f"\n{name}: selection {selected - start:.0f} s, "
-            f"evaluation {time.perf_counter() - selected:.0f} s, in {out}"
-        )
         print(summary.to_string(index=False))
         tables.append(table(name, summary))
         balances.append(balance(name, run_dir, evaluation))
@@ -219,12 +238,16 @@ def balance(name: str, run_dir: Path, evaluation: EvaluationConfig) -> pd.DataFr
     scores = Run(run_dir).scores().sort_values("index")
     labels = scores["label"].to_numpy(dtype=int)
     out = run_dir / "evaluations" / evaluation.name
-    counts = sum(np.load(out / f"forgetting_seed{s}.npy") for s in evaluation.seeds)
+    paths = [out / f"forgetting_seed{s}.npy" for s in evaluation.seeds]
+    counts = sum(np.load(p) for p in paths) if all(p.exists() for p in paths) else None
+    subsets = (
+        ("coreset", "random") if counts is None else ("coreset", "forgetting", "random")
+    )
     rows = []
     for fraction in evaluation.fractions:
-        for subset in ("coreset", "forgetting", "random"):
+        for subset in subsets:
             kept = subset_indices(
-                subset, fraction, 0, scores["score"].to_numpy(), np.asarray(counts)
+                subset, fraction, 0, scores["score"].to_numpy(), counts
             )
             share = np.bincount(labels[kept], minlength=labels.max() + 1) / len(kept)
             rows.append({
