@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: app test lint browser select-demo bench
+.PHONY: app test lint browser select-demo bench bench-precision
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -40,4 +40,7 @@ select-demo: $(INSTALLED)
 	$(PYTHON) -m coreset_core select --out runs
 
 bench: $(INSTALLED)
-	$(PYTHON) bench/select_speed.py
+	$(PYTHON) -m bench.select_speed
+
+bench-precision: $(INSTALLED)
+	$(PYTHON) -m bench.precision_check

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -287,15 +288,14 @@ def cache_dir() -> Path:
     ).expanduser()
 
 
-def _cached(path: Path, load: object) -> ImageDataset:
+def _cached(path: Path, load: Callable[[], ImageDataset]) -> ImageDataset:
     """Load through the on-disk cache, keyed by the files' names, sizes and times."""
     key = _source_key(path)
     cache = cache_dir() / "datasets" / f"{key}.npz"
     if cache.exists():
         return _read_cache(cache)
 
-    assert callable(load)
-    dataset: ImageDataset = load()
+    dataset = load()
     _write_cache(cache, dataset)
     return dataset
 
