@@ -148,6 +148,24 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     )
     shoot("explore")
 
+    # a box drawn over the middle of the map shows those images
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    area = driver.find_element(  # type: ignore[attr-defined]
+        By.CSS_SELECTOR, ".st-key-explore_map_box .js-plotly-plot .nsewdrag"
+    )
+    width, height = area.rect["width"], area.rect["height"]
+    drag = ActionChains(driver)  # type: ignore[arg-type]
+    drag.move_to_element_with_offset(area, -width * 0.3, -height * 0.3)
+    drag.click_and_hold()
+    # round the middle 60% in small steps: a lasso path, and a box's extent
+    for dx, dy in ((0.6, 0), (0, 0.6), (-0.6, 0), (0, -0.6)):
+        for _ in range(5):
+            drag.move_by_offset(width * dx / 5, height * dy / 5)
+    drag.release().perform()
+    wait_for_text("selected, lowest scores first", 60)
+    shoot("explore-selection")
+
     # Export: the selection CSV, downloaded
     driver.get(f"{server}/export")  # type: ignore[attr-defined]
     wait_for_text("Download the selection (CSV)", 60)

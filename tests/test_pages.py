@@ -67,6 +67,17 @@ def test_data_page_folder_and_a_bad_path(app_env: Path, cifar_folder: Path) -> N
     assert "no such file or folder" in at.error[0].value
 
 
+def test_data_page_grayscale_npz(app_env: Path, shared_datasets: Path) -> None:
+    at = page("views/data.py").run()
+    at.radio(key="data_kind").set_value(".npz file").run()
+    at.text_input(key="data_path").set_value(str(shared_datasets / "mnist.npz")).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Examples"] == "60,000"
+    assert metrics["Image (C x H x W)"] == "1 x 28 x 28"
+    assert len(at.get("image")) == 48
+
+
 def test_select_page_launches_a_run_and_charts_it(app_env: Path) -> None:
     at = page("views/select.py").run()
     assert not at.exception

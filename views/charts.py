@@ -164,4 +164,7 @@ def accuracy_figure(summary: pd.DataFrame) -> go.Figure:
                 name=str(subset),
             )
         )
-    return _frame(fig, "Accuracy against fraction", "fraction kept", "test accuracy")
+    fig = _frame(fig, "Accuracy against fraction", "fraction kept", "test accuracy")
+    fig.update_xaxes(range=[0, 1.05], tickformat=".0%")
+    fig.update_yaxes(tickformat=".0%")
+    return fig
