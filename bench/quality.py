@@ -165,28 +165,33 @@ def stored_run(config: SelectionConfig, out: Path) -> Run | None:
 def table(name: str, summary: pd.DataFrame) -> pd.DataFrame:
     """One row per fraction: mean ± std accuracy (%) of each subset, gaps to random."""
     cell = summary.set_index(["subset", "fraction"])
-    full = (
-        cell.loc["full"].iloc[0] if "full" in cell.index.get_level_values(0) else None
-    )
+
+    def accuracy(subset: str, fraction: float) -> str:
+        if (subset, fraction) not in cell.index:
+            return ""
+        mean, std = cell.loc[(subset, fraction), ["accuracy_mean", "accuracy_std"]]
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+    def gap(subset: str, fraction: float) -> str:
+        if (subset, fraction) not in cell.index:
+            return ""
+        value = cell.loc[(subset, fraction), "gap_to_random"]
+        return "" if np.isnan(value) else f"{100 * value:+.2f}"
+
     rows = []
     for fraction in sorted(f for f in summary["fraction"].unique() if f < 1):
-        row: dict[str, str] = {"dataset": name, "fraction": f"{fraction:.0%}"}
-        row["seeds"] = str(cell.xs(fraction, level="fraction")["trainings"].min())
-        for subset in ("coreset", "random", "forgetting"):
-            if (subset, fraction) in cell.index:
-                mean, std = cell.loc[
-                    (subset, fraction), ["accuracy_mean", "accuracy_std"]
-                ]
-                row[subset] = f"{100 * mean:.2f} ± {100 * std:.2f}"
-        for subset in ("coreset", "forgetting"):
-            if (subset, fraction) in cell.index:
-                gap = cell.loc[(subset, fraction), "gap_to_random"]
-                row[f"{subset} − random"] = f"{100 * gap:+.2f}"
-        if full is not None:
-            row["full pool"] = (
-                f"{100 * full['accuracy_mean']:.2f} ± {100 * full['accuracy_std']:.2f}"
-            )
-        rows.append(row)
+        trainings = cell.xs(fraction, level="fraction")["trainings"]
+        rows.append({
+            "dataset": name, "fraction": f"{fraction:.0%}",
+            "seeds": f"{trainings.min()}-{trainings.max()}"
+            if trainings.min() != trainings.max() else str(trainings.min()),
+            "coreset": accuracy("coreset", fraction),
+            "random": accuracy("random", fraction),
+            "forgetting": accuracy("forgetting", fraction),
+            "coreset − random": gap("coreset", fraction),
+            "forgetting − random": gap("forgetting", fraction),
+            "full pool": accuracy("full", 1.0),
+        })  # fmt: skip
     return pd.DataFrame(rows)
 
 
