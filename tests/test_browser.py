@@ -1,7 +1,7 @@
 """The served app in a real headless Chromium: launch a tiny run, see it through.
 
 Starts `streamlit run app.py` on 127.0.0.1 with a temp runs folder, launches a
-two-epoch run on 200 built-in images, waits for it, opens the UMAP and
+two-epoch run on 100 built-in images, waits for it, opens the UMAP and
 downloads the selection CSV. Screenshots go to artifacts/.
 """
 
@@ -129,7 +129,7 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     # Select: a tiny run, launched from the form
     driver.get(f"{server}/select")  # type: ignore[attr-defined]
     for label, value in (("Epochs", "2"), ("Batch size", "64"),
-                         ("Pool size (empty: the whole dataset)", "200")):  # fmt: skip
+                         ("Pool size (empty: the whole dataset)", "100")):  # fmt: skip
         field = WebDriverWait(driver, 60).until(
             lambda d: d.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')  # noqa: B023
         )
@@ -178,8 +178,8 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["index", "id", "label", "score", "rank", "decision"]
-    assert len(rows) == 200
-    assert sum(row["decision"] == "keep" for row in rows) == 60  # fraction 0.3
+    assert len(rows) == 100
+    assert sum(row["decision"] == "keep" for row in rows) == 30  # fraction 0.3
 
     # Compare: shown for the record
     driver.get(f"{server}/compare")  # type: ignore[attr-defined]

@@ -23,8 +23,8 @@ from coreset_core.runs import Run
 from coreset_core.training import ProgressEvent
 from tests.conftest import ROOT
 
-# 200 real images, two epochs: seconds on two CPU cores
-TINY = dict(pool_size=200, epochs=2, batch_size=64, device="cpu")
+# 128 real images, two epochs: seconds on two CPU cores
+TINY = dict(pool_size=128, epochs=2, batch_size=64, device="cpu")
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_selection_job_finishes_with_progress(manager: JobManager) -> None:
     assert {"loss", "similarity_q50"} <= set(status.metrics)
     run = Run(manager.runs_dir / id)
     assert run.status()["state"] == "finished"
-    assert run.similarity().shape == (2, 200)
+    assert run.similarity().shape == (2, 128)
     record = manager.catalog.get(id)
     assert record is not None and (record.state, record.epoch) == ("finished", 2)
 
@@ -149,7 +149,7 @@ from pathlib import Path
 from coreset_core.config import SelectionConfig
 from coreset_core.jobs import JobManager
 jobs = JobManager(Path(sys.argv[1]))
-config = SelectionConfig(pool_size=200, epochs=3, batch_size=64, device="cpu")
+config = SelectionConfig(pool_size=128, epochs=4, batch_size=64, device="cpu")
 jobs.wait(jobs.submit_selection(config))
 """
 
@@ -187,8 +187,8 @@ def test_restart_marks_interrupted_and_resume_finishes(tmp_path: Path) -> None:
         manager.close()
     assert status.state == "finished", status.error
     run = Run(record.run_dir)
-    assert run.similarity().shape == (3, 200)
-    assert list(run.metrics()["epoch"]) == [1, 2, 3]
+    assert run.similarity().shape == (4, 128)
+    assert list(run.metrics()["epoch"]) == [1, 2, 3, 4]
 
 
 def test_live_job_of_another_process_is_left_alone(tmp_path: Path) -> None:
