@@ -194,6 +194,11 @@ def load_torchvision(name: str, root: str | None, download: bool) -> ImageDatase
             f"{name}: not found under {data_root} ({exc}). Pass download=True "
             "(--download) to fetch it there, or point root at its files."
         ) from exc
+    except OSError as exc:
+        # Downloads fail with URLError (an OSError) when the host is unreachable.
+        raise DatasetError(
+            f"{name}: could not download to {data_root} ({exc})"
+        ) from exc
     return replace(train, test=test)
 
 

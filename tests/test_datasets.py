@@ -279,3 +279,14 @@ def test_pool_is_class_balanced_and_seeded():
         np.bincount(labels[pool]).tolist()
     ) == [3, 13, 13, 14]
     assert np.array_equal(pool, select_pool(data, 43, seed=1))
+
+
+def test_failed_download_is_a_dataset_error(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    def unreachable(*args, **kwargs):
+        raise URLError("host unreachable")
+
+    monkeypatch.setattr("torchvision.datasets.CIFAR10.download", unreachable)
+    with pytest.raises(DatasetError, match="could not download"):
+        load_dataset("cifar10", root=str(tmp_path), download=True)
