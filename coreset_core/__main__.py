@@ -1,4 +1,4 @@
-"""Command line: ``python -m coreset_core select|export ...``.
+"""Command line: ``python -m coreset_core select|export|evaluate ...``.
 
 The only layer of the core that talks to a terminal: it builds configs from
 arguments, draws a progress bar from training events, and turns errors into a
@@ -111,6 +111,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--seed", type=int, default=0)
     export.set_defaults(command=run_export)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="retrain target models on a run's subsets and test them"
+    )
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument(
+        "--subsets",
+        type=parse_list(str),
+        default=None,
+        help="comma-separated, from coreset,random,forgetting,"
+        "non-coreset,full (default: all)",
+    )
+    evaluate.add_argument(
+        "--fractions",
+        type=parse_list(float),
+        default=None,
+        help="comma-separated (default: 0.3,0.4,0.5,0.6,0.7)",
+    )
+    evaluate.add_argument("--seeds", type=int, default=3, help="how many (default 3)")
+    evaluate.add_argument(
+        "--cross-test",
+        type=parse_list(float),
+        default=None,
+        metavar="FRACTIONS",
+        help="fractions for the coreset cross test (default: 0.5; '' for none)",
+    )
+    evaluate.add_argument("--backbone", default="resnet18", help="the target model")
+    evaluate.add_argument("--schedule", default="paper", choices=("paper", "fast"))
+    evaluate.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="target epochs (default: the schedule's own)",
+    )
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument(
+        "--name", default=None, help="evaluation folder name; the same name resumes it"
+    )
+    evaluate.set_defaults(command=run_evaluate)
     return parser
 
 
@@ -120,6 +159,16 @@ def parse_window(text: str) -> tuple[int, int]:
         return int(start), int(stop)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected START:STOP, got {text!r}") from None
+
+
+def parse_list(kind: type) -> Any:
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(item) for item in text.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad list {text!r}") from None
+
+    return parse
 
 
 def run_select(args: argparse.Namespace) -> int:
@@ -158,8 +207,37 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from coreset_core.evaluation import EvaluationConfig, run_evaluation
+    from coreset_core.supervised import TargetConfig
+
+    target = TargetConfig(
+        backbone=args.backbone,
+        schedule=args.schedule,
+        epochs=args.epochs,
+        device=args.device,
+    )
+    chosen = {
+        "subsets": args.subsets,
+        "fractions": args.fractions,
+        "cross_test_fractions": args.cross_test,
+    }
+    config = EvaluationConfig(
+        seeds=tuple(range(args.seeds)),
+        target=target,
+        **{key: value for key, value in chosen.items() if value is not None},
+    )
+    progress = ProgressBar()
+    try:
+        out = run_evaluation(args.run_dir, config, on_event=progress, name=args.name)
+    finally:
+        progress.close()
+    print(out)
+    return 0
+
+
 class ProgressBar:
-    """A tqdm bar over all training steps, with the last epoch's loss beside it."""
+    """A tqdm bar: over a selection run's steps, or over an evaluation's trainings."""
 
     def __init__(self) -> None:
         self.bar: Any = None
@@ -167,6 +245,9 @@ class ProgressBar:
     def __call__(self, event: Any) -> None:
         from tqdm import tqdm
 
+        if hasattr(event, "training"):
+            self.evaluation(event)
+            return
         if self.bar is None:
             total = event.epochs * event.steps
             done = (event.epoch - 1) * event.steps + event.step - 1
@@ -180,9 +261,21 @@ class ProgressBar:
                 similarity=f"{event.metrics['similarity_mean']:.3f}",
             )
 
+    def evaluation(self, event: Any) -> None:
+        """One tick per target training, named by the training under way."""
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=event.trainings, unit="training", file=sys.stderr)
+        self.bar.set_description(event.message, refresh=False)
+        if event.kind == "result":
+            self.bar.update(1)
+            self.bar.set_postfix(accuracy=f"{event.metrics['accuracy']:.3f}")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def with_allocator_settings() -> None:

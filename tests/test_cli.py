@@ -121,3 +121,37 @@ def test_resume_from_the_command_line(tmp_path, finished_run):
 
 def test_export_of_a_missing_run_is_an_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "--fraction", "0.3"]) != 0
+
+
+def test_evaluate_from_the_command_line(tmp_path, finished_run):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    args = [
+        "evaluate",
+        str(run_dir),
+        "--subsets",
+        "coreset,random",
+        "--fractions",
+        "0.5",
+        "--seeds",
+        "1",
+        "--cross-test",
+        "",
+        "--backbone",
+        "resnet20",
+        "--schedule",
+        "fast",
+        "--epochs",
+        "1",
+    ]
+    assert main(args) == 0
+    results = pd.read_csv(next((run_dir / "evaluations").iterdir()) / "results.csv")
+    assert sorted(results["subset"]) == ["coreset", "random"]
+    assert results["accuracy"].between(0, 1).all()
+
+    # A second call finds both trainings done and repeats neither.
+    assert main(args) == 0
+    again = pd.read_csv(next((run_dir / "evaluations").iterdir()) / "results.csv")
+    assert len(again) == 2
