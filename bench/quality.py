@@ -1,6 +1,6 @@
 """Coreset quality: the paper's retraining comparison, scaled to a 2-core CPU.
 
-Ju et al. 2022 (section IV) train SimCLR on the whole training set, keep the
+Ju et al. 2022 (experiments) train SimCLR on the whole training set, keep the
 lowest-scored fraction, train a target model on it from scratch and compare test
 accuracy with a random subset of the same size and with forgetting events
 (Toneva et al. 2019). This script does the same at a CPU's scale:

@@ -1,6 +1,6 @@
 """Retraining evaluation: what a subset is worth to a target model trained on it.
 
-The protocol of Ju et al. 2022 (section IV): for each subset kind and fraction,
+The protocol of Ju et al. 2022 (experiments): for each subset kind and fraction,
 train a target model from scratch on the kept pool examples only and measure its
 accuracy on the test split, over several seeds. Subset kinds:
 
@@ -66,7 +66,7 @@ class EvaluationConfig:
     """Which subsets to retrain on, at which fractions, with how many seeds.
 
     Fractions 30-70% and three seeds follow the paper's figures (Ju et al. 2022,
-    section IV-B). cross_test_fractions: fractions at which to also train on the
+    experiments). cross_test_fractions: fractions at which to also train on the
     coreset and test on the rest of the pool, and the reverse (empty for none);
     there the non-coreset is that whole rest, the highest-scored N - size.
     never_learned: how forgetting counts treat examples never learned (see

@@ -1,6 +1,6 @@
 """Supervised training of the target model, the judge of a subset's worth.
 
-The retraining protocol of Ju et al. 2022 (section IV-A): train a classifier from
+The retraining protocol of Ju et al. 2022 (its experiments): train a classifier from
 scratch on the kept examples only, then measure its accuracy on the test split.
 Images stay uint8 on the device; each batch is normalised, cropped and flipped
 there, as in augment.py.
@@ -49,7 +49,7 @@ def paper_lr(epoch: float, epochs: int = PAPER_EPOCHS, peak: float = 0.1) -> flo
     """The paper's step schedule: a warm-up epoch at peak / 10, then peak, / 10, / 100.
 
     With 181 epochs the three stages last 90, 45 and 45 epochs (Ju et al. 2022,
-    section IV-A); other lengths keep the 2:1:1 split after the warm-up epoch.
+    experimental setup); other lengths keep the 2:1:1 split after the warm-up.
     """
     if epoch < 1:
         return peak / 10
@@ -77,7 +77,7 @@ def fast_lr(epoch: float, epochs: int = FAST_EPOCHS, peak: float = 0.1) -> float
 class TargetConfig:
     """How to train a target model on a subset.
 
-    Defaults are the paper's (Ju et al. 2022, section IV-A): ResNet-18, SGD with
+    Defaults are those of Ju et al. 2022 (experimental setup): ResNet-18, SGD with
     momentum 0.9 and weight decay 5e-4, batch 128, peak lr 0.1, 181 epochs of the
     step schedule. epochs=None means the schedule's own length (181 for "paper",
     15 for "fast").
