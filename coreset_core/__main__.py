@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="target epochs (default: the schedule's own)",
     )
+    evaluate.add_argument(
+        "--never-learned",
+        choices=("max", "zero"),
+        default="max",
+        help="forgetting count of never-learned examples: the "
+        "maximum (Toneva et al.'s convention) or zero",
+    )
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument(
         "--name", default=None, help="evaluation folder name; the same name resumes it"
