@@ -2,9 +2,11 @@
 
 Run with `streamlit run app.py`; runs go to $CORESET_RUNS_DIR, else ./runs.
 
-The pages live in views/, not pages/: a folder named pages/ next to the main
-script puts Streamlit into its older multipage mode until this script has run
-once, so a first visit straight to a page's URL would skip this frame.
+The pages in pages/ are views; ui/ holds what they share (the job manager,
+charts, image grids). NOTE: Streamlit reads a pages/ folder in its older
+multipage mode until this script has run once in the server's life, so on a
+freshly started server a page's own URL shows that page without this frame;
+the root URL, which `make app` opens, always has it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 
 import streamlit as st
 
-from views.state import manager, runs_dir
+from ui.state import manager, runs_dir
 
 st.set_page_config(page_title="Coreset studio", layout="wide")
 
@@ -21,11 +23,11 @@ st.set_page_config(page_title="Coreset studio", layout="wide")
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 pages = [
-    st.Page("views/data.py", title="Data", default=True),
-    st.Page("views/select.py", title="Select"),
-    st.Page("views/explore.py", title="Explore"),
-    st.Page("views/compare.py", title="Compare"),
-    st.Page("views/export.py", title="Export"),
+    st.Page("pages/data.py", title="Data", default=True),
+    st.Page("pages/select.py", title="Select"),
+    st.Page("pages/explore.py", title="Explore"),
+    st.Page("pages/compare.py", title="Compare"),
+    st.Page("pages/export.py", title="Export"),
 ]
 page = st.navigation(pages)
 

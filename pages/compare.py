@@ -12,8 +12,8 @@ import streamlit as st
 
 from coreset_core.backbones import BACKBONES
 from coreset_core.jobs import OnEvent, device_key
-from views.charts import accuracy_figure
-from views.state import manager, pick_run
+from ui.charts import accuracy_figure
+from ui.state import manager, pick_run
 
 POLL_S = 3.0
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

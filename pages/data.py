@@ -14,7 +14,7 @@ from coreset_core.datasets import (
     default_data_root,
     load_dataset,
 )
-from views.gallery import image_grid
+from ui.gallery import image_grid
 
 SOURCES = {
     "Built-in CIFAR-10 sample": "builtin",

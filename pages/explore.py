@@ -11,9 +11,9 @@ import streamlit as st
 from coreset_core.datasets import ImageDataset
 from coreset_core.layout import PLOT_LIMIT, load_layout, plot_sample
 from coreset_core.runs import Run, selection_table
-from views.charts import map_figure, trajectories_figure
-from views.gallery import image_grid, to_display
-from views.state import manager, pick_run
+from ui.charts import map_figure, trajectories_figure
+from ui.gallery import image_grid, to_display
+from ui.state import manager, pick_run
 
 POLL_S = 2.0
 GALLERY = 16

@@ -6,7 +6,7 @@ import streamlit as st
 
 from coreset_core.runs import selection_table
 from coreset_core.selection import STRATEGIES
-from views.state import pick_run
+from ui.state import pick_run
 
 st.title("Export")
 run = pick_run("export_run")

@@ -8,8 +8,8 @@ import streamlit as st
 from coreset_core.backbones import BACKBONES
 from coreset_core.config import METHODS, SelectionConfig
 from coreset_core.runs import Run
-from views.charts import loss_figure, similarity_figure, trajectories_figure
-from views.state import manager
+from ui.charts import loss_figure, similarity_figure, trajectories_figure
+from ui.state import manager
 
 POLL_S = 2.0
 DEVICES = ("auto", "cpu", "cuda")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -56,3 +57,24 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from coreset_core.training import run_selection
 
     return run_selection(TINY_RUN, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def app_runs(finished_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder of the module's own holding a copy of finished_run.
+
+    A copy, so that what the app writes there (catalog, UMAP, selections)
+    never reaches the shared run other tests read.
+    """
+    runs_dir = tmp_path_factory.mktemp("app-runs")
+    shutil.copytree(finished_run, runs_dir / finished_run.name)
+    return runs_dir
+
+
+@pytest.fixture
+def app_env(
+    app_runs: Path, finished_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """app_runs as the app's CORESET_RUNS_DIR; returns the copied run's folder."""
+    monkeypatch.setenv("CORESET_RUNS_DIR", str(app_runs))
+    return app_runs / finished_run.name

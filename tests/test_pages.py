@@ -14,7 +14,6 @@ from coreset_core.layout import load_layout
 from tests.conftest import ROOT
 
 # the app's fixtures (app_runs, app_env) live beside conftest
-pytest_plugins = ["tests.conftest_app"]
 
 TIMEOUT = 60
 
@@ -45,7 +44,7 @@ def test_app_frame_shows_runs_folder_and_data_page(app_env: Path) -> None:
 
 
 def test_data_page_builtin_sample(app_env: Path) -> None:
-    at = page("views/data.py").run()
+    at = page("pages/data.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Examples"] == "5,000"
@@ -56,7 +55,7 @@ def test_data_page_builtin_sample(app_env: Path) -> None:
 
 
 def test_data_page_folder_and_a_bad_path(app_env: Path, cifar_folder: Path) -> None:
-    at = page("views/data.py").run()
+    at = page("pages/data.py").run()
     at.radio(key="data_kind").set_value("Image folder or archive").run()
     assert at.info  # asks for a path first
     at.text_input(key="data_path").set_value(str(cifar_folder)).run()
@@ -68,7 +67,7 @@ def test_data_page_folder_and_a_bad_path(app_env: Path, cifar_folder: Path) -> N
 
 
 def test_data_page_grayscale_npz(app_env: Path, shared_datasets: Path) -> None:
-    at = page("views/data.py").run()
+    at = page("pages/data.py").run()
     at.radio(key="data_kind").set_value(".npz file").run()
     at.text_input(key="data_path").set_value(str(shared_datasets / "mnist.npz")).run()
     assert not at.exception
@@ -79,7 +78,7 @@ def test_data_page_grayscale_npz(app_env: Path, shared_datasets: Path) -> None:
 
 
 def test_select_page_launches_a_run_and_charts_it(app_env: Path) -> None:
-    at = page("views/select.py").run()
+    at = page("pages/select.py").run()
     assert not at.exception
     at.number_input(key="select_epochs").set_value(2)
     at.number_input(key="select_batch").set_value(64)
@@ -97,7 +96,7 @@ def test_select_page_launches_a_run_and_charts_it(app_env: Path) -> None:
 
 
 def test_select_page_cancels_and_resumes_a_run(app_env: Path) -> None:
-    at = page("views/select.py").run()
+    at = page("pages/select.py").run()
     at.number_input(key="select_epochs").set_value(30)
     at.number_input(key="select_batch").set_value(64)
     at.number_input(key="select_pool").set_value(200)
@@ -124,7 +123,7 @@ def test_select_page_cancels_and_resumes_a_run(app_env: Path) -> None:
 
 
 def test_select_page_rejects_a_bad_config(app_env: Path) -> None:
-    at = page("views/select.py").run()
+    at = page("pages/select.py").run()
     at.selectbox(key="select_device").set_value("cuda")
     next(b for b in at.button if b.label == "Launch").click().run()
     if importlib.util.find_spec("torch") and __import__("torch").cuda.is_available():
@@ -133,7 +132,7 @@ def test_select_page_rejects_a_bad_config(app_env: Path) -> None:
 
 
 def test_explore_page_computes_the_map_in_the_background(app_env: Path) -> None:
-    at = page("views/explore.py").run()
+    at = page("pages/explore.py").run()
     at.selectbox(key="explore_run").set_value(app_env.name).run()
     assert not at.exception
     assert "UMAP" in at.get("progress")[0].proto.text
@@ -152,7 +151,7 @@ def test_explore_page_computes_the_map_in_the_background(app_env: Path) -> None:
 
 
 def test_export_page_tables_and_downloads(app_env: Path) -> None:
-    at = page("views/export.py").run()
+    at = page("pages/export.py").run()
     at.selectbox(key="export_run").set_value(app_env.name).run()
     assert not at.exception
     assert at.metric[0].value == "90 of 300"  # the run's fraction, 0.3
@@ -176,13 +175,13 @@ def test_compare_page_without_the_evaluation_module(
         return None if name == "coreset_core.evaluation" else real(name, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importlib.util, "find_spec", hide)
-    at = page("views/compare.py").run()
+    at = page("pages/compare.py").run()
     assert not at.exception
     assert "Evaluation not available" in at.info[0].value
 
 
 def test_compare_page_runs_a_small_evaluation(app_env: Path) -> None:
-    at = page("views/compare.py").run()
+    at = page("pages/compare.py").run()
     at.selectbox(key="compare_run").set_value(app_env.name).run()
     assert not at.exception
     at.multiselect(key="compare_subsets").set_value(["coreset", "random"])
