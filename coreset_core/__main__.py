@@ -232,6 +232,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     config = EvaluationConfig(
         seeds=tuple(range(args.seeds)),
         target=target,
+        never_learned=args.never_learned,
         **{key: value for key, value in chosen.items() if value is not None},
     )
     progress = ProgressBar()
