@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from coreset_core.datasets import ImageDataset
 from coreset_core.evaluation import (
@@ -29,15 +27,6 @@ from coreset_core.training import Cancelled
 
 # One epoch of resnet20: seconds per training on a CPU.
 TINY_TARGET = TargetConfig(backbone="resnet20", schedule="fast", epochs=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two shared cores, two threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

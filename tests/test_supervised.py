@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 from coreset_core.datasets import ImageDataset, load_dataset
 from coreset_core.supervised import (
@@ -20,15 +18,6 @@ from coreset_core.supervised import (
 from coreset_core.training import Cancelled, NonFiniteLoss
 
 TINY = TargetConfig(backbone="resnet20", schedule="fast", epochs=1, batch_size=32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two shared cores, two threads mostly wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
