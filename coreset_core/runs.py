@@ -15,10 +15,13 @@ A run folder holds:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,10 @@ from coreset_core.selection import (
 )
 
 STATES = ("running", "finished", "failed", "cancelled", "interrupted")
+
+
+class RunBusy(ValueError):
+    """Another process or job is training this run right now."""
 
 
 class Run:
@@ -111,6 +118,27 @@ def create_run_dir(out_dir: Path, config: SelectionConfig, dataset_name: str) ->
         except FileExistsError:
             k += 1
             path = base.with_name(f"{base.name}-{k}")
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for one trainer at a time.
+
+    An flock dies with its process, so a killed run never leaves a stale lock,
+    and a run whose status still reads "running" after a crash can be resumed.
+    """
+    handle = open(Path(run_dir) / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunBusy(
+            f"{run_dir}: another process or job is training this run"
+        ) from None
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 def code_version() -> str:

@@ -232,8 +232,11 @@ def run_selection(
         },
     )
     np.save(run_dir / "pool.npy", pool_indices)
-    runs.write_status(run_dir, "running", 0, config.epochs)
-    return _train(run_dir, config, dataset.subset(pool_indices), None, on_event, stop)
+    with runs.training_lock(run_dir):
+        runs.write_status(run_dir, "running", 0, config.epochs)
+        return _train(
+            run_dir, config, dataset.subset(pool_indices), None, on_event, stop
+        )
 
 
 def resume_selection(
@@ -241,15 +244,16 @@ def resume_selection(
 ) -> Path:
     """Continue an interrupted or cancelled run from its last finished epoch."""
     run = runs.Run(run_dir)
-    state = run.status()["state"]
-    if state == "finished":
-        raise ValueError(f"{run_dir}: the run has already finished")
-    checkpoint_path = run_dir / "checkpoint.pt"
-    checkpoint = None
-    if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    pool = run.load_pool()
-    return _train(run_dir, run.config, pool, checkpoint, on_event, stop)
+    with runs.training_lock(run.path):
+        if run.status()["state"] == "finished":
+            raise ValueError(f"{run_dir}: the run has already finished")
+        checkpoint_path = run.path / "checkpoint.pt"
+        checkpoint = None
+        if checkpoint_path.exists():
+            checkpoint = torch.load(
+                checkpoint_path, map_location="cpu", weights_only=False
+            )
+        return _train(run.path, run.config, run.load_pool(), checkpoint, on_event, stop)
 
 
 def _train(

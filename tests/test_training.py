@@ -146,3 +146,18 @@ def test_finished_run_folder_is_complete(finished_run: Path):
     assert list(scores.columns) == ["index", "id", "label", "score", "rank"]
     np.testing.assert_allclose(scores["score"], run.similarity().astype(float).sum(0))
     assert run.info["code_version"] and run.info["config"]["seed"] == 0
+
+
+def test_a_run_in_training_cannot_be_resumed_twice(tmp_path):
+    config = SelectionConfig(epochs=2, pool_size=64, batch_size=32)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        run_selection(config, tmp_path, stop=stop)
+    run_dir = next(tmp_path.iterdir())
+
+    # While one trainer holds the run, a second is refused; after, it resumes.
+    with runs.training_lock(run_dir):
+        with pytest.raises(runs.RunBusy, match="another process or job"):
+            resume_selection(run_dir)
+    assert runs.Run(resume_selection(run_dir)).status()["state"] == "finished"
