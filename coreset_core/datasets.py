@@ -166,6 +166,8 @@ def _to_nchw(path: Path, key: str, x: np.ndarray) -> np.ndarray:
             f"and N > 0, got shape {x.shape}"
         )
     if x.dtype != np.uint8:
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise DatasetError(f"{path}: {key} holds NaN or infinite values")
         if not np.issubdtype(x.dtype, np.floating) or x.min() < 0 or x.max() > 1:
             raise DatasetError(
                 f"{path}: {key} must be uint8, or floats in [0, 1]; got {x.dtype}"

@@ -224,6 +224,8 @@ def _to_array(image: Image.Image, channels: int, size: tuple[int, int]) -> np.nd
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
+    if image.mode.startswith("I"):
+        image = _scale_to_8_bits(image)
     image = image.convert("L" if channels == 1 else "RGB")
 
     height, width = size
@@ -240,3 +242,14 @@ def _to_array(image: Image.Image, channels: int, size: tuple[int, int]) -> np.nd
 
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
+def _scale_to_8_bits(image: Image.Image) -> Image.Image:
+    """16- and 32-bit integer grayscale to 8 bits, scaled by the type's range.
+
+    PIL's own conversion clips instead, which turns most 16-bit images white.
+    """
+    pixels = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+    top = max(top, float(pixels.max()))
+    return Image.fromarray(np.round(pixels / top * 255).astype(np.uint8), "L")

@@ -236,9 +236,19 @@ def export_selection(
     offset: int = 0,
     seed: int = 0,
 ) -> Path:
-    """Write selection_<strategy>_<size>.csv into the run folder and return its path."""
+    """Write selection_<strategy>_<size>[_options].csv into the run folder.
+
+    Options that change the selection join the name (epochs3-10, offset50,
+    seed1), so no export overwrites another.
+    """
     table = selection_table(run_dir, fraction, count, strategy, window, offset, seed)
-    size = f"{fraction:.2f}" if fraction is not None else f"n{count}"
-    path = Path(run_dir) / f"selection_{strategy}_{size}.csv"
+    parts = [strategy, f"{fraction:.2f}" if fraction is not None else f"n{count}"]
+    if window is not None:
+        parts.append(f"epochs{window[0] + 1}-{window[1]}")
+    if strategy == "offset":
+        parts.append(f"offset{offset}")
+    if strategy == "random":
+        parts.append(f"seed{seed}")
+    path = Path(run_dir) / f"selection_{'_'.join(parts)}.csv"
     table.to_csv(path, index=False)
     return path

@@ -290,3 +290,19 @@ def test_failed_download_is_a_dataset_error(tmp_path, monkeypatch):
     monkeypatch.setattr("torchvision.datasets.CIFAR10.download", unreachable)
     with pytest.raises(DatasetError, match="could not download"):
         load_dataset("cifar10", root=str(tmp_path), download=True)
+
+
+def test_npz_with_nan_pixels(tmp_path):
+    path = tmp_path / "nan.npz"
+    np.savez(path, x_train=np.full((4, 8, 8), np.nan))
+    with pytest.raises(DatasetError, match="NaN"):
+        load_dataset(str(path))
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    pixels = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    Image.fromarray(pixels).save(tmp_path / "deep.png")
+    data = load_dataset(str(tmp_path))
+    assert data.images.shape == (1, 1, 8, 8)
+    assert data.images.min() == 0 and data.images.max() == 255
+    assert 110 < data.images.mean() < 145

@@ -89,3 +89,13 @@ def test_export_refuses_an_unfinished_run(finished_run, tmp_path):
     runs.write_status(copy, "cancelled", 1, 2)
     with pytest.raises(ValueError, match="not finished"):
         runs.export_selection(copy, fraction=0.3)
+
+
+def test_exports_with_different_options_do_not_overwrite(finished_run):
+    plain = runs.export_selection(finished_run, fraction=0.3)
+    window = runs.export_selection(finished_run, fraction=0.3, window=(1, 2))
+    seeded = runs.export_selection(
+        finished_run, fraction=0.3, strategy="random", seed=4
+    )
+    assert len({plain.name, window.name, seeded.name}) == 3
+    assert window.name == "selection_lowest_0.30_epochs2-2.csv"
