@@ -3,10 +3,9 @@
 Run with `streamlit run app.py`; runs go to $CORESET_RUNS_DIR, else ./runs.
 
 The pages in pages/ are views; ui/ holds what they share (the job manager,
-charts, image grids). NOTE: Streamlit reads a pages/ folder in its older
-multipage mode until this script has run once in the server's life, so on a
-freshly started server a page's own URL shows that page without this frame;
-the root URL, which `make app` opens, always has it.
+charts, image grids). Each page first calls ui.state.require_frame, which
+sends a page that Streamlit runs without this frame (on a freshly started
+server, before this script has run) back here.
 """
 
 from __future__ import annotations

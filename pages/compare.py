@@ -13,11 +13,12 @@ import streamlit as st
 from coreset_core.backbones import BACKBONES
 from coreset_core.jobs import OnEvent, device_key
 from ui.charts import accuracy_figure
-from ui.state import manager, pick_run
+from ui.state import manager, pick_run, require_frame
 
 POLL_S = 3.0
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
+require_frame()
 st.title("Compare")
 if importlib.util.find_spec("coreset_core.evaluation") is None:
     st.info("Evaluation not available: this install has no coreset_core.evaluation.")

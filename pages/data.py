@@ -15,6 +15,7 @@ from coreset_core.datasets import (
     load_dataset,
 )
 from ui.gallery import image_grid
+from ui.state import require_frame
 
 SOURCES = {
     "Built-in CIFAR-10 sample": "builtin",
@@ -47,6 +48,7 @@ def summarise(source: str, root: str | None, download: bool) -> dict[str, Any]:
     }
 
 
+require_frame()
 st.title("Data")
 kind = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key="data_kind")]
 root, download = None, False

@@ -13,7 +13,7 @@ from coreset_core.layout import PLOT_LIMIT, load_layout, plot_sample
 from coreset_core.runs import Run, selection_table
 from ui.charts import map_figure, trajectories_figure
 from ui.gallery import image_grid, to_display
-from ui.state import manager, pick_run
+from ui.state import manager, pick_run, require_frame
 
 POLL_S = 2.0
 GALLERY = 16
@@ -42,6 +42,7 @@ def layout_job(run_dir: Path) -> None:
     st.caption("The first UMAP after a start compiles for up to a minute.")
 
 
+require_frame()
 st.title("Explore")
 run = pick_run("explore_run")
 if run is None:

@@ -6,8 +6,9 @@ import streamlit as st
 
 from coreset_core.runs import selection_table
 from coreset_core.selection import STRATEGIES
-from ui.state import pick_run
+from ui.state import pick_run, require_frame
 
+require_frame()
 st.title("Export")
 run = pick_run("export_run")
 if run is None:

@@ -9,12 +9,13 @@ from coreset_core.backbones import BACKBONES
 from coreset_core.config import METHODS, SelectionConfig
 from coreset_core.runs import Run
 from ui.charts import loss_figure, similarity_figure, trajectories_figure
-from ui.state import manager
+from ui.state import manager, require_frame
 
 POLL_S = 2.0
 DEVICES = ("auto", "cpu", "cuda")
 TRAJECTORIES = 3  # lowest and highest examples so far, each
 
+require_frame()
 st.title("Select")
 jobs = manager()
 source, root, download = st.session_state.get("data_source", ("builtin", None, False))

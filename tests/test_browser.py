@@ -186,3 +186,14 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     wait_for_text("Launch evaluation", 60)
     shoot("compare")
     shutil.copy(path, ARTIFACTS / "browser-selection.csv")
+
+
+def test_a_page_url_on_a_fresh_server_gets_the_frame(
+    server: str, browser: object
+) -> None:
+    """A tab reconnecting to a restarted server opens a page's URL first."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    driver.get(f"{server}/explore")  # type: ignore[attr-defined]
+    WebDriverWait(driver, 90).until(lambda d: "Runs folder" in d.page_source)

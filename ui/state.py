@@ -13,6 +13,20 @@ from coreset_core.runs import Run, list_runs
 RUNS_ENV = "CORESET_RUNS_DIR"
 
 
+def require_frame() -> None:
+    """Send a page that runs on its own back through app.py, the frame.
+
+    NOTE: until app.py has run once in a server's life, Streamlit runs a script
+    from pages/ by itself (its older multipage mode): a tab reconnecting to a
+    restarted server would get the page without the sidebar. Switching to the
+    main script restores the frame and its navigation.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        st.switch_page("app.py")
+
+
 def runs_dir() -> Path:
     """The runs folder: $CORESET_RUNS_DIR, else ./runs."""
     return Path(os.environ.get(RUNS_ENV, "runs")).resolve()
