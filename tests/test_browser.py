@@ -99,7 +99,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
         "Browser.setDownloadBehavior",
         {"behavior": "allow", "downloadPath": str(downloads)},
     )
-    driver.downloads = downloads  # type: ignore[attr-defined]
+    driver.downloads = downloads
     try:
         yield driver
     finally:
@@ -115,19 +115,19 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
 
     def wait_for_text(text: str, timeout: float) -> None:
-        WebDriverWait(driver, timeout).until(lambda d: text in d.page_source)  # type: ignore[attr-defined]
+        WebDriverWait(driver, timeout).until(lambda d: text in d.page_source)
 
     def shoot(name: str) -> None:
         time.sleep(1)  # let charts finish drawing
-        driver.save_screenshot(str(ARTIFACTS / f"browser-{name}.png"))  # type: ignore[attr-defined]
+        driver.save_screenshot(str(ARTIFACTS / f"browser-{name}.png"))
 
     # Data: the built-in sample out of the box
-    driver.get(server)  # type: ignore[attr-defined]
+    driver.get(server)
     wait_for_text("Examples per class", 120)
     shoot("data")
 
     # Select: a tiny run, launched from the form
-    driver.get(f"{server}/select")  # type: ignore[attr-defined]
+    driver.get(f"{server}/select")
     for label, value in (("Epochs", "2"), ("Batch size", "64"),
                          ("Pool size (empty: the whole dataset)", "100")):  # fmt: skip
         field = WebDriverWait(driver, 60).until(
@@ -135,12 +135,12 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
         )
         field.send_keys(Keys.CONTROL, "a")
         field.send_keys(value, Keys.TAB)
-    driver.find_element(By.XPATH, "//button[.//p[text()='Launch']]").click()  # type: ignore[attr-defined]
+    driver.find_element(By.XPATH, "//button[.//p[text()='Launch']]").click()
     wait_for_text("finished · epoch 2/2", 240)
     shoot("select")
 
     # Explore: the UMAP, fitted in a background job
-    driver.get(f"{server}/explore")  # type: ignore[attr-defined]
+    driver.get(f"{server}/explore")
     WebDriverWait(driver, 240).until(
         lambda d: d.find_elements(
             By.CSS_SELECTOR, ".st-key-explore_map_box .js-plotly-plot"
@@ -151,11 +151,11 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     # a box drawn over the middle of the map shows those images
     from selenium.webdriver.common.action_chains import ActionChains
 
-    area = driver.find_element(  # type: ignore[attr-defined]
+    area = driver.find_element(
         By.CSS_SELECTOR, ".st-key-explore_map_box .js-plotly-plot .nsewdrag"
     )
     width, height = area.rect["width"], area.rect["height"]
-    drag = ActionChains(driver)  # type: ignore[arg-type]
+    drag = ActionChains(driver)
     drag.move_to_element_with_offset(area, -width * 0.3, -height * 0.3)
     drag.click_and_hold()
     # round the middle 60% in small steps: a lasso path, and a box's extent
@@ -167,11 +167,11 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     shoot("explore-selection")
 
     # Export: the selection CSV, downloaded
-    driver.get(f"{server}/export")  # type: ignore[attr-defined]
+    driver.get(f"{server}/export")
     wait_for_text("Download the selection (CSV)", 60)
     button = "//button[.//p[text()='Download the selection (CSV)']]"
-    driver.find_element(By.XPATH, button).click()  # type: ignore[attr-defined]
-    downloads: Path = driver.downloads  # type: ignore[attr-defined]
+    driver.find_element(By.XPATH, button).click()
+    downloads: Path = driver.downloads
     WebDriverWait(driver, 30).until(lambda d: list(downloads.glob("*.csv")))
     shoot("export")
     (path,) = downloads.glob("*.csv")
@@ -182,7 +182,7 @@ def test_launch_watch_explore_and_export(server: str, browser: object) -> None:
     assert sum(row["decision"] == "keep" for row in rows) == 30  # fraction 0.3
 
     # Compare: shown for the record
-    driver.get(f"{server}/compare")  # type: ignore[attr-defined]
+    driver.get(f"{server}/compare")
     wait_for_text("Launch evaluation", 60)
     shoot("compare")
     shutil.copy(path, ARTIFACTS / "browser-selection.csv")
@@ -195,5 +195,5 @@ def test_a_page_url_on_a_fresh_server_gets_the_frame(
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
-    driver.get(f"{server}/explore")  # type: ignore[attr-defined]
+    driver.get(f"{server}/explore")
     WebDriverWait(driver, 90).until(lambda d: "Runs folder" in d.page_source)

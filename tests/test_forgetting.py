@@ -90,7 +90,7 @@ def test_counts_are_summed_over_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
         1: [[1, 1, 0, 0, 1, 0], [0, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 0], [0] * 6],
     }
 
-    def fake_train(images, labels, config, **kwargs):  # type: ignore[no-untyped-def]
+    def fake_train(images, labels, config, **kwargs):
         for row in canned[config.seed]:
             order = np.arange(len(images))[::-1]
             kwargs["on_predictions"](order, np.array(row, bool)[order])

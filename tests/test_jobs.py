@@ -36,14 +36,14 @@ def manager(tmp_path: Path) -> Iterator[JobManager]:
 
 def wait_until(check: object, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.05)
 
 
 def test_selection_job_finishes_with_progress(manager: JobManager) -> None:
-    id = manager.submit_selection(SelectionConfig(**TINY))  # type: ignore[arg-type]
+    id = manager.submit_selection(SelectionConfig(**TINY))
     status = manager.wait(id, timeout=120)
 
     assert status.state == "finished", status.error
@@ -94,14 +94,14 @@ def test_one_job_at_a_time_in_order(manager: JobManager) -> None:
 
 
 def test_cancel_running_selection(manager: JobManager) -> None:
-    config = SelectionConfig(**{**TINY, "epochs": 50})  # type: ignore[arg-type]
+    config = SelectionConfig(**{**TINY, "epochs": 50})
     id = manager.submit_selection(config)
     wait_until(lambda: manager.status(id).epoch >= 1, timeout=60)
     manager.cancel(id)
     status = manager.wait(id, timeout=60)
 
     assert status.state == "cancelled"
-    assert manager.catalog.get(id).state == "cancelled"  # type: ignore[union-attr]
+    assert manager.catalog.get(id).state == "cancelled"
     assert Run(manager.runs_dir / id).status()["state"] == "cancelled"
 
 
@@ -128,7 +128,7 @@ def test_failing_job_is_recorded_and_the_queue_goes_on(manager: JobManager) -> N
     status = manager.status(failed)
     assert status.state == "failed"
     assert status.error == "ValueError: the pool is empty"
-    assert manager.catalog.get(failed).error == status.error  # type: ignore[union-attr]
+    assert manager.catalog.get(failed).error == status.error
 
 
 def test_bad_data_fails_with_its_name_and_leaves_no_folder(
@@ -205,7 +205,7 @@ def test_live_job_of_another_process_is_left_alone(tmp_path: Path) -> None:
         sleeper.kill()
         sleeper.wait()
     JobManager(tmp_path).close()
-    assert catalog.get("theirs").state == "interrupted"  # type: ignore[union-attr]
+    assert catalog.get("theirs").state == "interrupted"
 
 
 def test_layout_job_computes_once_and_goes_stale(

@@ -24,7 +24,7 @@ def page(name: str) -> AppTest:
 
 def wait_for(check: object, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.2)
@@ -32,8 +32,8 @@ def wait_for(check: object, timeout: float = 120) -> None:
 
 def wait_for_job(runs_dir: Path, id: str, timeout: float = 120) -> str:
     catalog = Catalog(runs_dir / CATALOG_FILE)
-    wait_for(lambda: catalog.get(id).state not in ("queued", "running"), timeout)  # type: ignore[union-attr]
-    return catalog.get(id).state  # type: ignore[union-attr]
+    wait_for(lambda: catalog.get(id).state not in ("queued", "running"), timeout)
+    return catalog.get(id).state
 
 
 def test_app_frame_shows_runs_folder_and_data_page(app_env: Path) -> None:
@@ -104,7 +104,7 @@ def test_select_page_cancels_and_resumes_a_run(app_env: Path) -> None:
     next(b for b in at.button if b.label == "Launch").click().run()
     id = at.session_state["select_job"]
     catalog = Catalog(app_env.parent / CATALOG_FILE)
-    wait_for(lambda: catalog.get(id).epoch >= 1)  # type: ignore[union-attr]
+    wait_for(lambda: catalog.get(id).epoch >= 1)
 
     # while it runs: progress with time left, and a cancel button
     at.run()
@@ -116,7 +116,7 @@ def test_select_page_cancels_and_resumes_a_run(app_env: Path) -> None:
     # a cancelled run resumes from its last finished epoch
     at.run()
     at.button(key="select_resume").click().run()
-    assert catalog.get(id).state in ("queued", "running")  # type: ignore[union-attr]
+    assert catalog.get(id).state in ("queued", "running")
     at.button(key="select_cancel").click().run()
     assert wait_for_job(app_env.parent, id) == "cancelled"
     assert not at.exception
@@ -172,7 +172,7 @@ def test_compare_page_without_the_evaluation_module(
     real = importlib.util.find_spec
 
     def hide(name: str, *args: object) -> object:
-        return None if name == "coreset_core.evaluation" else real(name, *args)  # type: ignore[arg-type]
+        return None if name == "coreset_core.evaluation" else real(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", hide)
     at = page("pages/compare.py").run()

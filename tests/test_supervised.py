@@ -53,7 +53,7 @@ def test_fast_schedule_rises_then_falls_to_zero() -> None:
 )  # fmt: skip
 def test_bad_setting_is_named(setting: str, bad: object) -> None:
     with pytest.raises(ValueError, match=str(bad)):
-        TargetConfig(**{setting: bad})  # type: ignore[arg-type]
+        TargetConfig(**{setting: bad})
 
 
 def test_defaults_are_the_papers() -> None:
@@ -108,4 +108,4 @@ def test_stop_cancels_between_batches(cifar: ImageDataset) -> None:
 
 def test_unlabelled_images_are_refused(cifar: ImageDataset) -> None:
     with pytest.raises(ValueError, match="needs labels"):
-        train_target(cifar.images, None, TINY)  # type: ignore[arg-type]
+        train_target(cifar.images, None, TINY)
