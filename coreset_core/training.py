@@ -135,7 +135,7 @@ class Trainer:
             loss_sum += loss.detach() * len(indices)
             if record:
                 # Written by example index, never by position in the batch.
-                similarity[indices.to(self.device)] = batch_similarity
+                similarity[indices.to(self.device)] = batch_similarity.float()
             if on_event is not None:
                 on_event(
                     ProgressEvent(
