@@ -25,6 +25,12 @@ def load_pool(path: str) -> ImageDataset:
     return Run(Path(path)).load_pool()
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def load_selection(path: str, fraction: float) -> pd.DataFrame:
+    """A finished run's selection never changes: compute it once per fraction."""
+    return selection_table(Path(path), fraction=fraction)
+
+
 def layout_job(run_dir: Path) -> None:
     """Start the UMAP when it is missing and show its progress until it is done."""
     status = manager().latest("layout", run_dir)
@@ -54,7 +60,7 @@ similarity = run.similarity()
 fraction = st.slider(
     "Fraction kept", 0.01, 1.0, run.config.fraction, 0.01, key="explore_fraction"
 )
-table = selection_table(run.path, fraction=fraction)
+table = load_selection(str(run.path), fraction)
 classes = pool.classes or []
 table["class"] = [
     "none" if pd.isna(y) else (classes[int(y)] if int(y) < len(classes) else str(y))
